@@ -102,6 +102,7 @@ class UsersForm(forms.Form):
         label="Usernames",
         initial="SlipStream",
         help_text="One per line. Each becomes an IAM user with its own access key.",
+        error_messages={"required": "Enter at least one username."},
         widget=forms.Textarea(attrs={"rows": 4}),
     )
 
