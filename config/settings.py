@@ -75,8 +75,8 @@ for _encoded in _required_or_development(
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 
-# The sandbox is a local moto server standing in for AWS; never on unless asked for or developing.
-SANDBOX_AWS = envbool("SANDBOX_AWS", DEBUG)
+# The sandbox is a local moto server standing in for AWS: on under `make run`, off unless asked for.
+SANDBOX_AWS = envbool("SANDBOX_AWS", False)
 SANDBOX_CREDENTIALS_FILE = Path(os.environ.get("SANDBOX_CREDENTIALS_FILE", VAR_DIR / "sandbox-admin.json"))
 SANDBOX_PORT = envint("SANDBOX_PORT", 5000)
 
@@ -152,6 +152,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+MESSAGE_TAGS = {40: "danger"}  # messages.ERROR shown as Bootstrap's "danger"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

@@ -1,6 +1,8 @@
 """The wizard's steps through Django's test client, against moto with IAM enforcement on, so
 unknown keys, wrong secrets and missing permissions are refused as AWS would refuse them."""
 
+import json
+
 import boto3
 import pytest
 from moto.core.authorization import disable_iam_authentication, enable_iam_authentication
@@ -175,3 +177,32 @@ def test_the_session_never_holds_the_secret(at_users_step, admin_key):
 def test_it_needs_a_login(client):
     response = client.get("/wizard/")
     assert response.status_code == 302
+
+
+def test_use_the_sandbox_fills_in_the_sandbox_key_on_the_server(logged_in, admin_key, settings, tmp_path):
+    settings.SANDBOX_AWS = True
+    settings.SANDBOX_CREDENTIALS_FILE = tmp_path / "sandbox-admin.json"
+    settings.SANDBOX_CREDENTIALS_FILE.write_text(
+        json.dumps({"access_key_id": admin_key.access_key_id, "secret_access_key": admin_key.secret_access_key})
+    )
+    response = logged_in.post("/wizard/", {MANAGEMENT_FIELD: "credentials", "use_sandbox": "1"})
+    page = response.content.decode()
+    assert "SlipStream features" in page
+    assert admin_key.secret_access_key not in page
+    assert AdminCredential.objects.get().access_key_id == admin_key.access_key_id
+
+
+def test_use_the_sandbox_explains_when_the_sandbox_is_not_running(logged_in, settings, tmp_path):
+    settings.SANDBOX_AWS = True
+    settings.SANDBOX_CREDENTIALS_FILE = tmp_path / "missing.json"
+    response = logged_in.post("/wizard/", {MANAGEMENT_FIELD: "credentials", "use_sandbox": "1"})
+    assert response.status_code == 200
+    assert "The sandbox AWS is not running" in response.content.decode()
+    assert not AdminCredential.objects.exists()
+
+
+def test_the_sandbox_button_is_ignored_when_the_sandbox_is_off(logged_in, settings, tmp_path):
+    settings.SANDBOX_AWS = False
+    response = logged_in.post("/wizard/", {MANAGEMENT_FIELD: "credentials", "use_sandbox": "1"})
+    assert "Enter the access key ID." in response.content.decode()
+    assert "Use the sandbox" not in response.content.decode()

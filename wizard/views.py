@@ -3,6 +3,7 @@ import io
 import json
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import UserCreationForm
@@ -78,11 +79,23 @@ class ProvisionWizard(SessionWizardView):
             return {"credential": self._credential()}
         return {}
 
+    sandbox_credentials = None
+
+    def post(self, *args, **kwargs):
+        # "Use the sandbox" fills in the sandbox admin key on the server: it never reaches the page.
+        if self.request.POST.get("use_sandbox") and settings.SANDBOX_AWS:
+            try:
+                self.sandbox_credentials = sandbox.admin_credentials()
+            except sandbox.SandboxNotRunning as error:
+                messages.error(self.request, str(error))
+                return self.render(self.get_form())
+        return super().post(*args, **kwargs)
+
     def get_form(self, step=None, data=None, files=None):
         step = step or self.steps.current
-        if step == "credentials" and data is not None and data.get("use_sandbox") and settings.SANDBOX_AWS:
+        if step == "credentials" and data is not None and self.sandbox_credentials is not None:
             data = data.copy()
-            credentials = sandbox.admin_credentials()
+            credentials = self.sandbox_credentials
             data["credentials-access_key_id"] = credentials.access_key_id
             data["credentials-secret_access_key"] = credentials.secret_access_key
             data["credentials-session_token"] = ""
