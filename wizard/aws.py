@@ -47,6 +47,14 @@ _PLAIN_ERRORS = {
     "MalformedPolicyDocument": "AWS rejected the policy document.",
     "DeleteConflict": "it is still in use (attached policies, group members or keys).",
 }
+_CREDENTIAL_CODES = {
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "ExpiredToken",
+    "InvalidToken",
+}
 _RETRYABLE_CODES = {
     "Throttling",
     "ThrottlingException",
@@ -102,9 +110,12 @@ def _translate(error: Exception, doing: str) -> AwsError:
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "")
         plain = _PLAIN_ERRORS.get(code, "AWS said: " + error.response.get("Error", {}).get("Message", code))
+        if code in _CREDENTIAL_CODES:
+            # These are about the key itself, whatever we were doing with it.
+            return AwsError(f"{plain} ({code})", code)
         message = f"AWS refused to {doing}: {plain} ({code})"
         if code in _RETRYABLE_CODES:
-            return RetryableAwsError(f"AWS is busy and could not {doing} just now; it will be tried again. ({code})", code)
+            return RetryableAwsError(f"AWS was too busy to {doing} just now. Retry in a minute. ({code})", code)
         return AwsError(message, code)
     if isinstance(error, EndpointConnectionError):
         return RetryableAwsError(f"Could not reach AWS to {doing}. Check the network connection.", "Network")

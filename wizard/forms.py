@@ -137,7 +137,10 @@ class UsersForm(forms.Form):
                 raise ValidationError(error.message) from None
             if taken:
                 raise ValidationError(
-                    [f"An IAM user named “{name}” already exists in this account. Choose another name." for name in taken]
+                    [
+                        f"An IAM user named “{name}” already exists in this account. Choose another name."
+                        for name in taken
+                    ]
                 )
         return names
 

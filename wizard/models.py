@@ -126,6 +126,12 @@ class ProvisionedUser(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     deleted_at = models.DateTimeField(null=True)
 
+    @property
+    def feature_labels(self) -> list[str]:
+        from wizard.features import FEATURES_BY_KEY
+
+        return [FEATURES_BY_KEY[key].label for key in self.features if key in FEATURES_BY_KEY]
+
     class Meta:
         constraints = [
             models.UniqueConstraint(

@@ -15,7 +15,7 @@ _PATTERNS = [
                 r"""secret_access_key|session_token)["']\s*[:=]\s*b?["'])[^"']*(["'])""", re.IGNORECASE),
      r"\1[REDACTED]\2"),
     # Signed headers and form bodies
-    (re.compile(r"(x-amz-security-token[:=]\s*)\S+", re.IGNORECASE), r"\1[REDACTED]"),
+    (re.compile(r"""(x-amz-security-token["']?\s*[:=]\s*b?["']?)[^"'\s,}&]+""", re.IGNORECASE), r"\1[REDACTED]"),
     (re.compile(r"((?:SecretAccessKey|SessionToken|secret_access_key|session_token)=)[^&\s'\"]+"), r"\1[REDACTED]"),
 ]
 # A 40-character AWS secret access key standing on its own, in the chatty AWS libraries' output.

@@ -11,11 +11,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 from django.utils import timezone
 
 from wizard import aws, crypto
-from wizard.features import DEFAULT_GROUP_NAME, DEFAULT_POLICY_DESCRIPTION, build_policy_document, normalise_feature_keys
+from wizard.features import (
+    DEFAULT_GROUP_NAME,
+    DEFAULT_POLICY_DESCRIPTION,
+    build_policy_document,
+    normalise_feature_keys,
+)
 from wizard.models import (
     AccessKey,
     AdminCredential,
@@ -35,6 +41,27 @@ MANAGED_BY_TAG = ("managed-by", "slipstream-aws-access")
 JOB_TAG = "slipstream-access-job"
 REQUESTED_BY_TAG = "slipstream-access-requested-by"
 MAX_POLICY_VERSIONS = 5
+
+
+# First run
+
+
+@transaction.atomic
+def owner_create(*, form):
+    """Save the first account from a valid UserCreationForm; None if an owner exists already.
+    Concurrent first runs queue on a table lock (SQLite's IMMEDIATE transactions already do),
+    so exactly one owner is ever created."""
+    user_model = get_user_model()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            table = connection.ops.quote_name(user_model._meta.db_table)
+            cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+    if user_model.objects.exists():
+        return None
+    user = form.save(commit=False)
+    user.is_staff = user.is_superuser = True
+    user.save()
+    return user
 
 
 # Admin credentials

@@ -7,12 +7,11 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.forms import UserCreationForm
-from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.utils.decorators import method_decorator
 from django.utils.datastructures import MultiValueDict
+from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
@@ -35,12 +34,9 @@ def setup(request):
         return redirect("login")
     form = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            if get_user_model().objects.select_for_update().exists():
-                return redirect("login")
-            user = form.save(commit=False)
-            user.is_staff = user.is_superuser = True
-            user.save()
+        user = services.owner_create(form=form)
+        if user is None:
+            return redirect("login")
         login(request, user)
         return redirect("home")
     return render(request, "setup.html", {"form": form})

@@ -166,7 +166,7 @@ def test_a_new_admin_walks_the_whole_journey(app, browser, tmp_path):
     expect(download_button).to_be_visible(timeout=90_000)
     assert page.url == job_url, "the progress page must update without navigating"
     expect(page.locator("#job-steps tr[data-state=done]")).to_have_count(10)
-    expect(page.locator("#security-checklist")).to_be_visible()
+    expect(page.locator(".security-checklist")).to_be_visible()
     pages_seen.append(page.content())
     form = page.locator("form:has(#download-csv)")
     download_url = app["base_url"] + form.get_attribute("action")
