@@ -1,5 +1,4 @@
 import json
-import os
 import socket
 
 import boto3
@@ -33,8 +32,9 @@ def bob(django_user_model):
 
 def make_iam_user(username: str, policy: dict | None = ADMIN_POLICY) -> aws.Credentials:
     """An IAM user with an access key in whatever AWS the current context points at (moto)."""
-    iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-                       aws_secret_access_key="bootstrap")
+    iam = boto3.client(
+        "iam", region_name="us-east-1", aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="bootstrap"
+    )
     iam.create_user(UserName=username)
     if policy is not None:
         iam.put_user_policy(UserName=username, PolicyName=f"{username}-policy", PolicyDocument=json.dumps(policy))

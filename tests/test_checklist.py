@@ -12,9 +12,10 @@ from unittest import mock
 import pytest
 from botocore.client import BaseClient
 
+from tests.jobs import provision
 from wizard import aws, services
 from wizard.checklist import security_checklist
-from wizard.models import AwsAccount, ProvisioningJob
+from wizard.models import AwsAccount
 
 pytestmark = pytest.mark.django_db
 
@@ -62,29 +63,6 @@ def check(credentials: aws.Credentials) -> aws.Identity:
     return services.credentials_check(
         access_key_id=credentials.access_key_id, secret_access_key=credentials.secret_access_key
     )
-
-
-def provision(owner, admin: aws.Credentials, django_capture_on_commit_callbacks) -> ProvisioningJob:
-    credential = services.admin_credential_store(
-        owner=owner,
-        access_key_id=admin.access_key_id,
-        secret_access_key=admin.secret_access_key,
-        session_token="",
-        identity=check(admin),
-    )
-    with django_capture_on_commit_callbacks(execute=False):
-        job = services.job_create(
-            owner=owner,
-            credential=credential,
-            features=["common"],
-            policy_name="SlipStreamUser-Policy",
-            attach_via_group=True,
-            usernames=["SlipStream"],
-        )
-    services.job_run(job_id=job.pk)
-    job.refresh_from_db()
-    assert job.status == ProvisioningJob.SUCCEEDED, job.error
-    return job
 
 
 def checklist_on_page(html: str) -> dict[str, str]:
@@ -213,11 +191,9 @@ def test_the_wizard_does_not_warn_about_an_iam_user_key(client, alice, admin_cre
 # The job page and the dashboard
 
 
-def test_the_job_page_asks_for_action_on_root_keys_and_mfa(
-    client, alice, admin_credentials, django_capture_on_commit_callbacks
-):
+def test_the_job_page_asks_for_action_on_root_keys_and_mfa(client, alice, admin_credentials):
     with aws_says_root_with_keys_and_no_mfa(admin_credentials):
-        job = provision(alice, admin_credentials, django_capture_on_commit_callbacks)
+        job = provision(alice, admin_credentials, features=["common"])
     client.force_login(alice)
 
     page = client.get(f"/jobs/{job.code}/").content.decode()
@@ -230,11 +206,9 @@ def test_the_job_page_asks_for_action_on_root_keys_and_mfa(
     assert "assign an MFA device" in page
 
 
-def test_the_job_page_says_ok_for_a_well_kept_account(
-    client, alice, admin_credentials, django_capture_on_commit_callbacks
-):
+def test_the_job_page_says_ok_for_a_well_kept_account(client, alice, admin_credentials):
     with aws_says_all_is_well(admin_credentials):
-        job = provision(alice, admin_credentials, django_capture_on_commit_callbacks)
+        job = provision(alice, admin_credentials, features=["common"])
     client.force_login(alice)
 
     page = client.get(f"/jobs/{job.code}/").content.decode()
@@ -245,11 +219,9 @@ def test_the_job_page_says_ok_for_a_well_kept_account(
     assert "delete (or at least deactivate) every access key" not in page
 
 
-def test_the_dashboard_asks_for_action_on_root_keys_and_mfa(
-    client, alice, admin_credentials, django_capture_on_commit_callbacks
-):
+def test_the_dashboard_asks_for_action_on_root_keys_and_mfa(client, alice, admin_credentials):
     with aws_says_root_with_keys_and_no_mfa(admin_credentials):
-        provision(alice, admin_credentials, django_capture_on_commit_callbacks)
+        provision(alice, admin_credentials, features=["common"])
     client.force_login(alice)
 
     items = checklist_on_page(client.get("/").content.decode())

@@ -7,8 +7,8 @@ from urllib.parse import unquote
 import boto3
 import pytest
 
-from wizard import features, services
-from wizard.models import ProvisioningJob
+from tests.jobs import provision
+from wizard import features
 
 SEED_POLICY = json.loads((Path(__file__).parent / "data" / "seed_policy.json").read_text())
 
@@ -111,31 +111,8 @@ def test_the_defaults_are_the_seeds():
 
 
 @pytest.mark.django_db
-def test_provisioning_stores_the_seed_policy_document_in_aws(
-    alice, admin_credentials, django_capture_on_commit_callbacks
-):
-    identity = services.credentials_check(
-        access_key_id=admin_credentials.access_key_id, secret_access_key=admin_credentials.secret_access_key
-    )
-    credential = services.admin_credential_store(
-        owner=alice,
-        access_key_id=admin_credentials.access_key_id,
-        secret_access_key=admin_credentials.secret_access_key,
-        session_token="",
-        identity=identity,
-    )
-    with django_capture_on_commit_callbacks(execute=False):
-        job = services.job_create(
-            owner=alice,
-            credential=credential,
-            features=["common", "build_image"],
-            policy_name="SlipStreamUser-Policy",
-            attach_via_group=True,
-            usernames=["SlipStream"],
-        )
-    services.job_run(job_id=job.pk)
-    job.refresh_from_db()
-    assert job.status == ProvisioningJob.SUCCEEDED, job.error
+def test_provisioning_stores_the_seed_policy_document_in_aws(alice, admin_credentials):
+    job = provision(alice, admin_credentials, features=["common", "build_image"])
 
     iam = boto3.client("iam", region_name="us-east-1")
     policy = iam.get_policy(PolicyArn=job.policy_arn)["Policy"]

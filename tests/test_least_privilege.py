@@ -10,8 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.core.authorization import enable_iam_authentication
 
+from tests.jobs import provision
 from wizard import aws, services
-from wizard.models import ProvisioningJob
 
 pytestmark = pytest.mark.django_db
 
@@ -35,27 +35,9 @@ def client(service: str, credentials: aws.Credentials):
     )
 
 
-def provision(owner, admin: aws.Credentials, *, features: list[str], attach_via_group: bool) -> aws.Credentials:
+def slipstream_key(owner, admin: aws.Credentials, *, features: list[str], attach_via_group: bool) -> aws.Credentials:
     """Run a whole provisioning job and claim its hand-over: the new SlipStream user's key."""
-    identity = services.credentials_check(access_key_id=admin.access_key_id, secret_access_key=admin.secret_access_key)
-    credential = services.admin_credential_store(
-        owner=owner,
-        access_key_id=admin.access_key_id,
-        secret_access_key=admin.secret_access_key,
-        session_token="",
-        identity=identity,
-    )
-    job = services.job_create(
-        owner=owner,
-        credential=credential,
-        features=features,
-        policy_name="SlipStreamUser-Policy",
-        attach_via_group=attach_via_group,
-        usernames=["SlipStream"],
-    )
-    services.job_run(job_id=job.pk)
-    job.refresh_from_db()
-    assert job.status == ProvisioningJob.SUCCEEDED, job.error
+    job = provision(owner, admin, features=features, attach_via_group=attach_via_group)
     (key,) = services.handover_claim(handover=job.handover, user=owner, ip_address=None)
     return aws.Credentials(key.access_key_id, key.secret_access_key)
 
@@ -79,9 +61,8 @@ ATTACHMENTS = pytest.mark.parametrize("attach_via_group", [True, False], ids=["g
 
 
 @ATTACHMENTS
-def test_it_lets_the_new_key_list_regions(alice, enforced_admin, django_capture_on_commit_callbacks, attach_via_group):
-    with django_capture_on_commit_callbacks(execute=False):
-        slipstream = provision(alice, enforced_admin, features=["common"], attach_via_group=attach_via_group)
+def test_it_lets_the_new_key_list_regions(alice, enforced_admin, attach_via_group):
+    slipstream = slipstream_key(alice, enforced_admin, features=["common"], attach_via_group=attach_via_group)
 
     regions = client("ec2", slipstream).describe_regions()["Regions"]
 
@@ -89,11 +70,8 @@ def test_it_lets_the_new_key_list_regions(alice, enforced_admin, django_capture_
 
 
 @ATTACHMENTS
-def test_it_lets_the_new_key_start_and_stop_machines(
-    alice, enforced_admin, django_capture_on_commit_callbacks, attach_via_group
-):
-    with django_capture_on_commit_callbacks(execute=False):
-        slipstream = provision(alice, enforced_admin, features=["common"], attach_via_group=attach_via_group)
+def test_it_lets_the_new_key_start_and_stop_machines(alice, enforced_admin, attach_via_group):
+    slipstream = slipstream_key(alice, enforced_admin, features=["common"], attach_via_group=attach_via_group)
 
     instance_id = run_instance(slipstream, an_image_id(enforced_admin))
     ec2 = client("ec2", slipstream)
@@ -105,11 +83,10 @@ def test_it_lets_the_new_key_start_and_stop_machines(
 
 
 @ATTACHMENTS
-def test_it_denies_iam_create_user(alice, enforced_admin, django_capture_on_commit_callbacks, attach_via_group):
-    with django_capture_on_commit_callbacks(execute=False):
-        slipstream = provision(
-            alice, enforced_admin, features=["common", "build_image"], attach_via_group=attach_via_group
-        )
+def test_it_denies_iam_create_user(alice, enforced_admin, attach_via_group):
+    slipstream = slipstream_key(
+        alice, enforced_admin, features=["common", "build_image"], attach_via_group=attach_via_group
+    )
 
     with pytest.raises(ClientError) as denied:
         client("iam", slipstream).create_user(UserName="intruder")
@@ -118,9 +95,8 @@ def test_it_denies_iam_create_user(alice, enforced_admin, django_capture_on_comm
     assert "intruder" not in {user["UserName"] for user in client("iam", enforced_admin).list_users()["Users"]}
 
 
-def test_it_denies_creating_more_access_keys(alice, enforced_admin, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=False):
-        slipstream = provision(alice, enforced_admin, features=["common", "build_image"], attach_via_group=True)
+def test_it_denies_creating_more_access_keys(alice, enforced_admin):
+    slipstream = slipstream_key(alice, enforced_admin, features=["common", "build_image"], attach_via_group=True)
 
     with pytest.raises(ClientError) as denied:
         client("iam", slipstream).create_access_key(UserName="SlipStream")
@@ -129,13 +105,10 @@ def test_it_denies_creating_more_access_keys(alice, enforced_admin, django_captu
 
 
 @ATTACHMENTS
-def test_it_allows_create_image_when_build_image_is_chosen(
-    alice, enforced_admin, django_capture_on_commit_callbacks, attach_via_group
-):
-    with django_capture_on_commit_callbacks(execute=False):
-        slipstream = provision(
-            alice, enforced_admin, features=["common", "build_image"], attach_via_group=attach_via_group
-        )
+def test_it_allows_create_image_when_build_image_is_chosen(alice, enforced_admin, attach_via_group):
+    slipstream = slipstream_key(
+        alice, enforced_admin, features=["common", "build_image"], attach_via_group=attach_via_group
+    )
     instance_id = run_instance(slipstream, an_image_id(enforced_admin))
     ec2 = client("ec2", slipstream)
 
@@ -146,11 +119,8 @@ def test_it_allows_create_image_when_build_image_is_chosen(
 
 
 @ATTACHMENTS
-def test_it_denies_create_image_with_common_only(
-    alice, enforced_admin, django_capture_on_commit_callbacks, attach_via_group
-):
-    with django_capture_on_commit_callbacks(execute=False):
-        slipstream = provision(alice, enforced_admin, features=["common"], attach_via_group=attach_via_group)
+def test_it_denies_create_image_with_common_only(alice, enforced_admin, attach_via_group):
+    slipstream = slipstream_key(alice, enforced_admin, features=["common"], attach_via_group=attach_via_group)
     instance_id = run_instance(slipstream, an_image_id(enforced_admin))
     ec2 = client("ec2", slipstream)
 

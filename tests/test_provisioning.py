@@ -3,44 +3,20 @@ import json
 import boto3
 import pytest
 
+from tests.jobs import connect_admin, create_job
 from wizard import services
 from wizard.models import AccessKey, JobStep, ProvisioningJob
 
 pytestmark = pytest.mark.django_db
 
 
-def connect_admin(alice, credentials):
-    identity = services.credentials_check(
-        access_key_id=credentials.access_key_id, secret_access_key=credentials.secret_access_key
-    )
-    return services.admin_credential_store(
-        owner=alice,
-        access_key_id=credentials.access_key_id,
-        secret_access_key=credentials.secret_access_key,
-        session_token="",
-        identity=identity,
-    )
-
-
-def create_job(alice, credential, *, features=("common", "build_image"), group=True, usernames=("SlipStream",)):
-    return services.job_create(
-        owner=alice,
-        credential=credential,
-        features=list(features),
-        policy_name="SlipStreamUser-Policy",
-        attach_via_group=group,
-        usernames=list(usernames),
-    )
-
-
 def iam():
     return boto3.client("iam", region_name="us-east-1")
 
 
-def test_it_provisions_users_through_the_group(alice, admin_credentials, django_capture_on_commit_callbacks):
+def test_it_provisions_users_through_the_group(alice, admin_credentials):
     credential = connect_admin(alice, admin_credentials)
-    with django_capture_on_commit_callbacks(execute=False):
-        job = create_job(alice, credential, usernames=["SlipStream", "ci-bot"])
+    job = create_job(alice, credential, usernames=["SlipStream", "ci-bot"])
     services.job_run(job_id=job.pk)
 
     job.refresh_from_db()
@@ -59,10 +35,9 @@ def test_it_provisions_users_through_the_group(alice, admin_credentials, django_
     assert credential.secret_ciphertext is None and credential.wiped_at is not None
 
 
-def test_it_attaches_the_policy_directly_when_asked(alice, admin_credentials, django_capture_on_commit_callbacks):
+def test_it_attaches_the_policy_directly_when_asked(alice, admin_credentials):
     credential = connect_admin(alice, admin_credentials)
-    with django_capture_on_commit_callbacks(execute=False):
-        job = create_job(alice, credential, group=False, features=["common"])
+    job = create_job(alice, credential, attach_via_group=False, features=["common"])
     services.job_run(job_id=job.pk)
 
     job.refresh_from_db()
@@ -90,17 +65,18 @@ class WorkerDied(BaseException):
 
 def aws_state():
     users = {user["UserName"]: user for user in iam().list_users()["Users"]}
-    keys = {name: [k["AccessKeyId"] for k in iam().list_access_keys(UserName=name)["AccessKeyMetadata"]] for name in users}
+    keys = {
+        name: [k["AccessKeyId"] for k in iam().list_access_keys(UserName=name)["AccessKeyMetadata"]] for name in users
+    }
     groups = [group["GroupName"] for group in iam().list_groups()["Groups"]]
     policies = [policy["PolicyName"] for policy in iam().list_policies(Scope="Local")["Policies"]]
     return {"users": sorted(users), "keys": keys, "groups": groups, "policies": policies}
 
 
 @pytest.fixture
-def two_user_job(alice, admin_credentials, django_capture_on_commit_callbacks):
+def two_user_job(alice, admin_credentials):
     credential = connect_admin(alice, admin_credentials)
-    with django_capture_on_commit_callbacks(execute=False):
-        return create_job(alice, credential, usernames=["SlipStream", "ci-bot"])
+    return create_job(alice, credential, usernames=["SlipStream", "ci-bot"])
 
 
 def test_an_aws_refusal_mid_task_fails_the_job_in_plain_words(two_user_job):
@@ -187,23 +163,29 @@ def test_undo_removes_everything_the_run_created(two_user_job, alice, client):
 
     two_user_job.refresh_from_db()
     assert two_user_job.status == ProvisioningJob.UNDONE, two_user_job.error
-    assert aws_state() == {"users": ["admin"], "keys": {"admin": aws_state()["keys"]["admin"]}, "groups": [],
-                           "policies": []}
+    assert aws_state() == {
+        "users": ["admin"],
+        "keys": {"admin": aws_state()["keys"]["admin"]},
+        "groups": [],
+        "policies": [],
+    }
     assert not ProvisionedUser.objects.filter(job=two_user_job, deleted_at__isnull=True).exists()
     assert not AccessKey.objects.filter(secret_ciphertext__isnull=False).exists()
     assert two_user_job.credential.__class__.objects.get(pk=two_user_job.credential_id).secret_ciphertext is None
 
 
-def test_an_existing_policy_gets_a_new_default_version_and_undo_restores_it(alice, admin_credentials,
-                                                                              django_capture_on_commit_callbacks):
-    old_document = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ec2:Describe*",
-                                                             "Resource": "*"}]}
-    arn = iam().create_policy(PolicyName="SlipStreamUser-Policy", PolicyDocument=json.dumps(old_document))["Policy"]["Arn"]
+def test_an_existing_policy_gets_a_new_default_version_and_undo_restores_it(alice, admin_credentials):
+    old_document = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}],
+    }
+    arn = iam().create_policy(PolicyName="SlipStreamUser-Policy", PolicyDocument=json.dumps(old_document))["Policy"][
+        "Arn"
+    ]
     for _ in range(4):  # IAM's limit is five versions
         iam().create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(old_document), SetAsDefault=False)
     credential = connect_admin(alice, admin_credentials)
-    with django_capture_on_commit_callbacks(execute=False):
-        job = create_job(alice, credential)
+    job = create_job(alice, credential)
     refusal = client_error("AccessDenied", "not authorized", "CreateAccessKey")
     with aws_fault("CreateAccessKey", refusal):
         services.job_run(job_id=job.pk)

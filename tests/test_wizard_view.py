@@ -40,8 +40,9 @@ def admin_key(moto_aws):
 
 
 def iam_usernames():
-    iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-                       aws_secret_access_key="x")
+    iam = boto3.client(
+        "iam", region_name="us-east-1", aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x"
+    )
     return sorted(user["UserName"] for user in iam.list_users()["Users"])
 
 
@@ -66,9 +67,7 @@ def test_it_rejects_an_unknown_key(logged_in, admin_key, enforced_aws):
 
 
 def test_it_rejects_a_wrong_secret(logged_in, admin_key, enforced_aws):
-    response = post_step(
-        logged_in, "credentials", access_key_id=admin_key.access_key_id, secret_access_key="W" * 40
-    )
+    response = post_step(logged_in, "credentials", access_key_id=admin_key.access_key_id, secret_access_key="W" * 40)
     assert_error_and_nothing_created(response, "The secret access key does not match this access key ID")
     assert not AdminCredential.objects.exists()
 
@@ -112,8 +111,13 @@ def at_users_step(logged_in, admin_key, enforced_aws):
     post_step(
         logged_in, "credentials", access_key_id=admin_key.access_key_id, secret_access_key=admin_key.secret_access_key
     )
-    response = post_step(logged_in, "features", features=["common", "build_image"],
-                         policy_name="SlipStreamUser-Policy", attachment="group")
+    response = post_step(
+        logged_in,
+        "features",
+        features=["common", "build_image"],
+        policy_name="SlipStreamUser-Policy",
+        attachment="group",
+    )
     assert "Usernames" in response.content.decode()
     return logged_in
 

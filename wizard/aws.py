@@ -218,9 +218,7 @@ class AwsAccount:
                 raise
 
     def user_group_names(self, username: str) -> list[str]:
-        found = self._exists(
-            "iam", "list_groups_for_user", f"list the groups of {username}", UserName=username
-        )
+        found = self._exists("iam", "list_groups_for_user", f"list the groups of {username}", UserName=username)
         return [group["GroupName"] for group in found["Groups"]] if found else []
 
     def user_policy_arns(self, username: str) -> list[str]:

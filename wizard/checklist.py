@@ -27,7 +27,7 @@ def security_checklist(*, account: AwsAccount, key_is_root: bool | None = None) 
         ChecklistItem(
             title="The root account has no access keys",
             ok=None if account.root_access_keys_present is None else not account.root_access_keys_present,
-            advice="The root account has access keys. Sign in as root, open \"Security credentials\" and "
+            advice='The root account has access keys. Sign in as root, open "Security credentials" and '
             "delete (or at least deactivate) every access key: root keys cannot be limited.",
         )
     )
@@ -35,7 +35,7 @@ def security_checklist(*, account: AwsAccount, key_is_root: bool | None = None) 
         ChecklistItem(
             title="The root account has multi-factor authentication (MFA)",
             ok=None if account.root_mfa_enabled is None else account.root_mfa_enabled,
-            advice="The root account has no MFA. Sign in as root, open \"Security credentials\" and assign an "
+            advice='The root account has no MFA. Sign in as root, open "Security credentials" and assign an '
             "MFA device, so a stolen password alone cannot take over the account.",
         )
     )

@@ -40,8 +40,7 @@ def decrypt(token: bytes, *, context: str) -> str:
     keys = [key for key in settings.ENCRYPTION_KEYS if _key_id(key) == key_id]
     if not keys:
         raise DecryptionError(
-            "The value was encrypted with a key that is not in ENCRYPTION_KEYS; "
-            "put the old key back after the new one."
+            "The value was encrypted with a key that is not in ENCRYPTION_KEYS; put the old key back after the new one."
         )
     try:
         return AESGCM(keys[0]).decrypt(nonce, ciphertext, context.encode()).decode()

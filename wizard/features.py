@@ -77,9 +77,7 @@ def normalise_feature_keys(keys) -> list[str]:
 
 
 def actions_for(keys) -> list[str]:
-    return sorted(
-        {action.name for key in normalise_feature_keys(keys) for action in FEATURES_BY_KEY[key].actions}
-    )
+    return sorted({action.name for key in normalise_feature_keys(keys) for action in FEATURES_BY_KEY[key].actions})
 
 
 def build_policy_document(keys) -> dict:

@@ -91,9 +91,7 @@ class FeaturesForm(forms.Form):
     def clean_policy_name(self) -> str:
         name = self.cleaned_data["policy_name"].strip()
         if not POLICY_NAME_PATTERN.match(name):
-            raise ValidationError(
-                "A policy name is 1 to 128 letters, digits and these characters: + = , . @ _ -"
-            )
+            raise ValidationError("A policy name is 1 to 128 letters, digits and these characters: + = , . @ _ -")
         return name
 
 

@@ -153,9 +153,7 @@ class Handover(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     downloaded_at = models.DateTimeField(null=True)
-    downloaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    downloaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     downloaded_from = models.GenericIPAddressField(null=True)
     expired_at = models.DateTimeField(null=True)
 

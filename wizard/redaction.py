@@ -11,9 +11,14 @@ import re
 _PATTERNS = [
     # XML and JSON bodies
     (re.compile(r"(<(SecretAccessKey|SessionToken)>)[^<]*(</\2>)"), r"\1[REDACTED]\3"),
-    (re.compile(r"""(["'](?:SecretAccessKey|SessionToken|aws_secret_access_key|aws_session_token|"""
-                r"""secret_access_key|session_token)["']\s*[:=]\s*b?["'])[^"']*(["'])""", re.IGNORECASE),
-     r"\1[REDACTED]\2"),
+    (
+        re.compile(
+            r"""(["'](?:SecretAccessKey|SessionToken|aws_secret_access_key|aws_session_token|"""
+            r"""secret_access_key|session_token)["']\s*[:=]\s*b?["'])[^"']*(["'])""",
+            re.IGNORECASE,
+        ),
+        r"\1[REDACTED]\2",
+    ),
     # Signed headers and form bodies
     (re.compile(r"""(x-amz-security-token["']?\s*[:=]\s*b?["']?)[^"'\s,}&]+""", re.IGNORECASE), r"\1[REDACTED]"),
     (re.compile(r"((?:SecretAccessKey|SessionToken|secret_access_key|session_token)=)[^&\s'\"]+"), r"\1[REDACTED]"),

@@ -107,9 +107,7 @@ def admin_credential_store(
     )
     credential.secret_ciphertext = crypto.encrypt(secret_access_key, context=f"admin-secret:{credential.code}")
     if session_token:
-        credential.session_token_ciphertext = crypto.encrypt(
-            session_token, context=f"admin-token:{credential.code}"
-        )
+        credential.session_token_ciphertext = crypto.encrypt(session_token, context=f"admin-token:{credential.code}")
     credential.save()
     return credential
 
@@ -234,9 +232,12 @@ def _enqueue(task_name: str, job_id: int) -> None:
 def job_retry(*, job: ProvisioningJob) -> bool:
     """Queue a failed job again; it resumes at the step that failed."""
     with transaction.atomic():
-        if ProvisioningJob.objects.filter(pk=job.pk, status=ProvisioningJob.FAILED).update(
-            status=ProvisioningJob.PENDING, error=""
-        ) != 1:
+        if (
+            ProvisioningJob.objects.filter(pk=job.pk, status=ProvisioningJob.FAILED).update(
+                status=ProvisioningJob.PENDING, error=""
+            )
+            != 1
+        ):
             return False
         job.steps.filter(state=JobStep.FAILED).update(state=JobStep.PENDING, detail="")
         _enqueue("provision", job.pk)
@@ -245,9 +246,12 @@ def job_retry(*, job: ProvisioningJob) -> bool:
 
 def job_request_undo(*, job: ProvisioningJob) -> bool:
     with transaction.atomic():
-        if ProvisioningJob.objects.filter(pk=job.pk, status=ProvisioningJob.FAILED).update(
-            status=ProvisioningJob.UNDOING, error=""
-        ) != 1:
+        if (
+            ProvisioningJob.objects.filter(pk=job.pk, status=ProvisioningJob.FAILED).update(
+                status=ProvisioningJob.UNDOING, error=""
+            )
+            != 1
+        ):
             return False
         _enqueue("undo", job.pk)
     return True
@@ -403,8 +407,7 @@ def _ensure_key(account: aws.AwsAccount, job: ProvisioningJob, step: JobStep) ->
     username = step.target
     user = ProvisionedUser.objects.get(job=job, username=username, deleted_at__isnull=True)
     stored = {
-        key.access_key_id: key
-        for key in user.keys.filter(deleted_at__isnull=True, secret_ciphertext__isnull=False)
+        key.access_key_id: key for key in user.keys.filter(deleted_at__isnull=True, secret_ciphertext__isnull=False)
     }
     in_aws = account.access_key_ids(username)
     # A key in AWS whose secret we never stored (the task died between CreateAccessKey and saving
@@ -565,9 +568,7 @@ def handovers_expire() -> int:
     """Wipe hand-overs not downloaded within their lifetime; the remedy is a key rotation."""
     now = timezone.now()
     expired = 0
-    for handover in Handover.objects.filter(
-        downloaded_at__isnull=True, expired_at__isnull=True, expires_at__lte=now
-    ):
+    for handover in Handover.objects.filter(downloaded_at__isnull=True, expired_at__isnull=True, expires_at__lte=now):
         with transaction.atomic():
             if Handover.objects.filter(pk=handover.pk, downloaded_at__isnull=True, expired_at__isnull=True).update(
                 expired_at=now

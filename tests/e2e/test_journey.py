@@ -65,8 +65,9 @@ def app(tmp_path_factory):
         PYTHONUNBUFFERED="1",
     )
     bin_dir = Path(sys.executable).parent
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
     commands = {
         "sandbox": [sys.executable, "manage.py", "sandbox", "--port", str(sandbox_port)],
         "web": [sys.executable, "manage.py", "runserver", f"127.0.0.1:{web_port}", "--noreload"],
@@ -197,9 +198,7 @@ def test_a_new_admin_walks_the_whole_journey(app, browser, tmp_path):
     # The page now says who downloaded, and a second download gets the 410 page.
     expect(page.locator("#handover-done")).to_contain_text("downloaded by owner", timeout=15_000)
     pages_seen.append(page.content())
-    second = page.request.post(
-        download_url, form={"csrfmiddlewaretoken": csrf_token}, headers={"Referer": job_url}
-    )
+    second = page.request.post(download_url, form={"csrfmiddlewaretoken": csrf_token}, headers={"Referer": job_url})
     assert second.status == 410
     assert "downloaded by" in second.text() and "owner" in second.text()
     pages_seen.append(second.text())
