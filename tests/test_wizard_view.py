@@ -210,3 +210,24 @@ def test_the_sandbox_button_is_ignored_when_the_sandbox_is_off(logged_in, settin
     response = logged_in.post("/wizard/", {MANAGEMENT_FIELD: "credentials", "use_sandbox": "1"})
     assert "Enter the access key ID." in response.content.decode()
     assert "Use the sandbox" not in response.content.decode()
+
+
+def test_going_back_to_the_credentials_keeps_the_checked_key(at_users_step, admin_key):
+    response = at_users_step.post("/wizard/", {MANAGEMENT_FIELD: "users", "wizard_goto_step": "credentials"})
+    page = response.content.decode()
+    assert 'id="verified-credentials"' in page
+    assert admin_key.secret_access_key not in page
+    code = AdminCredential.objects.get().code
+    response = post_step(
+        at_users_step, "credentials", access_key_id=admin_key.access_key_id, secret_access_key="", credential=code
+    )
+    assert "SlipStream features" in response.content.decode()
+    assert AdminCredential.objects.count() == 1
+
+
+def test_another_users_checked_key_is_not_accepted(at_users_step, bob, client):
+    code = AdminCredential.objects.get().code
+    client.force_login(bob)
+    client.get("/wizard/")
+    response = post_step(client, "credentials", access_key_id="AKIAIOSFODNN7EXAMPLE", credential=code)
+    assert "These credentials have expired here" in response.content.decode()
