@@ -104,6 +104,28 @@ def test_it_downloads_the_csv_once(client, alice, handover):
     assert handover.downloaded_from == "203.0.113.7"
 
 
+def parse_like_aws_configure_import(body: str) -> list[tuple[str, str, str]]:
+    """What AWS CLI v2's `configure import --csv` does with the file: split lines and commas (no
+    quoting), find the three headers case-insensitively, and refuse rows with an empty value."""
+    lines = body.splitlines()
+    headers = [header.lower().strip() for header in lines[0].split(",")]
+    indices = [headers.index(name) for name in ("user name", "access key id", "secret access key")]
+    rows = []
+    for line in lines[1:]:
+        values = [line.split(",")[index].strip() for index in indices]
+        assert all(values), f"aws configure import would refuse the row {line!r}"
+        rows.append(tuple(values))
+    return rows
+
+
+def test_the_file_is_what_aws_configure_import_reads(client, alice, handover):
+    client.force_login(alice)
+
+    response = client.post(download_url(handover))
+
+    assert parse_like_aws_configure_import(response.content.decode()) == KEYS
+
+
 def test_it_names_the_file_after_the_account_id_without_an_alias(client, alice):
     handover = make_handover(alice, alias="")
     client.force_login(alice)

@@ -128,6 +128,7 @@ def at_users_step(logged_in, admin_key, enforced_aws):
         ("SlipStream\nbad name", "“bad name” is not a valid IAM username"),
         ("x" * 65, "is not a valid IAM username"),
         ("ci/bot", "“ci/bot” is not a valid IAM username"),
+        ("ci,bot", "“ci,bot” has a comma"),
         ("SlipStream\nslipstream", "“SlipStream” and “slipstream” are the same name to AWS"),
         ("\n  \n", "Enter at least one username."),
     ],

@@ -7,7 +7,9 @@ from wizard import services
 from wizard.aws import AwsError
 from wizard.features import DEFAULT_POLICY_NAME, FEATURES
 
-IAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
+# IAM also allows commas in usernames, but `aws configure import --csv` splits the credentials file
+# on commas without quoting, so a comma would break the hand-over file: it is refused here.
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9+=.@_-]{1,64}$")
 POLICY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,128}$")
 
 
@@ -114,10 +116,15 @@ class UsersForm(forms.Form):
             raise ValidationError("Enter at least one username.")
         problems = []
         for name in names:
-            if not IAM_NAME_PATTERN.match(name):
+            if "," in name:
+                problems.append(
+                    f"“{name}” has a comma: IAM allows it, but the credentials file for "
+                    "`aws configure import` cannot hold it. Choose a name without a comma."
+                )
+            elif not USERNAME_PATTERN.match(name):
                 problems.append(
                     f"“{name}” is not a valid IAM username: use 1 to 64 letters, digits and these "
-                    "characters: + = , . @ _ -"
+                    "characters: + = . @ _ -"
                 )
         seen = {}
         for name in names:

@@ -1,5 +1,3 @@
-import csv
-import io
 import json
 
 from django.conf import settings
@@ -227,15 +225,14 @@ def handover_download(request, code):
         response = render(request, "jobs/handover_gone.html", {"handover": handover}, status=410)
         response["Cache-Control"] = "no-store"
         return response
-    buffer = io.StringIO()
-    # The layout `aws configure import --csv` reads: this header, no BOM, quotes only if needed.
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["User Name", "Access key ID", "Secret access key"])
-    for key in keys:
-        writer.writerow([key.username, key.access_key_id, key.secret_access_key])
+    # The layout `aws configure import --csv` reads. It splits lines on commas and knows no quoting,
+    # which is why usernames may not hold a comma (see UsersForm) and nothing here is quoted.
+    lines = ["User Name,Access key ID,Secret access key"]
+    lines += [f"{key.username},{key.access_key_id},{key.secret_access_key}" for key in keys]
+    body = "\n".join(lines) + "\n"
     account_name = handover.account.alias or handover.account.account_id
     filename = f"slipstream-credentials-{account_name}-{timezone.now():%Y-%m-%d}.csv"
-    response = HttpResponse(buffer.getvalue(), content_type="text/csv")
+    response = HttpResponse(body, content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "no-store"
     return response
