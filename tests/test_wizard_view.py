@@ -232,3 +232,24 @@ def test_another_users_checked_key_is_not_accepted(at_users_step, bob, client):
     client.get("/wizard/")
     response = post_step(client, "credentials", access_key_id="AKIAIOSFODNN7EXAMPLE", credential=code)
     assert "These credentials have expired here" in response.content.decode()
+
+
+def test_entering_another_key_wipes_the_one_checked_before(at_users_step, admin_key, enforced_aws):
+    with disable_iam_authentication():
+        second_key = make_iam_user("second-admin")
+    first = AdminCredential.objects.get()
+    at_users_step.post("/wizard/", {MANAGEMENT_FIELD: "users", "wizard_goto_step": "credentials"})
+    post_step(
+        at_users_step,
+        "credentials",
+        access_key_id=second_key.access_key_id,
+        secret_access_key=second_key.secret_access_key,
+    )
+    first.refresh_from_db()
+    assert first.secret_ciphertext is None and first.wiped_at is not None
+    assert AdminCredential.objects.filter(wiped_at__isnull=True).get().access_key_id == second_key.access_key_id
+
+
+def test_a_forged_credential_reference_is_just_refused(logged_in):
+    response = post_step(logged_in, "credentials", access_key_id="AKIAIOSFODNN7EXAMPLE", credential="not-a-uuid")
+    assert "These credentials have expired here" in response.content.decode()

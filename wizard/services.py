@@ -7,6 +7,7 @@ except the one-time hand-over, whose caller streams them straight into the CSV r
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -113,6 +114,10 @@ def admin_credential_store(
 
 
 def admin_credential_get(*, owner, code) -> AdminCredential | None:
+    try:
+        code = uuid.UUID(str(code))
+    except ValueError:
+        return None
     return (
         AdminCredential.objects.select_related("account")
         .filter(owner=owner, code=code, wiped_at__isnull=True, expires_at__gt=timezone.now())

@@ -66,14 +66,14 @@ class ProvisionWizard(SessionWizardView):
         "review": "Review",
     }
 
+    sandbox_credentials = None
+
     def get_form_kwargs(self, step=None):
         if step == "credentials":
             return {"user": self.request.user}
         if step == "users":
             return {"credential": self._credential()}
         return {}
-
-    sandbox_credentials = None
 
     def post(self, *args, **kwargs):
         # "Use the sandbox" fills in the sandbox admin key on the server: it never reaches the page.
@@ -109,6 +109,9 @@ class ProvisionWizard(SessionWizardView):
                 session_token=form.cleaned_data.get("session_token", "").strip(),
                 identity=form.identity,
             )
+        replaced = self._credential()
+        if replaced is not None and replaced.pk != credential.pk:
+            services.admin_credential_wipe(credential=replaced)
         return MultiValueDict(
             {
                 "credentials-access_key_id": [credential.access_key_id],
