@@ -203,3 +203,35 @@ def test_an_existing_policy_gets_a_new_default_version_and_undo_restores_it(alic
     versions = iam().list_policy_versions(PolicyArn=arn)["Versions"]
     assert next(v for v in versions if v["IsDefaultVersion"])["VersionId"] == "v1"
     assert default["VersionId"] not in {v["VersionId"] for v in versions}
+
+
+def test_undo_never_touches_a_user_someone_else_made_meanwhile(two_user_job):
+    iam().create_user(UserName="ci-bot")  # made outside this app after the wizard checked the names
+    services.job_run(job_id=two_user_job.pk)
+    two_user_job.refresh_from_db()
+    assert two_user_job.status == ProvisioningJob.FAILED
+    assert "ci-bot already exists and was not created by this run" in two_user_job.error
+
+    services.job_request_undo(job=two_user_job)
+    services.job_undo(job_id=two_user_job.pk)
+
+    two_user_job.refresh_from_db()
+    assert two_user_job.status == ProvisioningJob.UNDONE, two_user_job.error
+    assert aws_state()["users"] == ["admin", "ci-bot"]
+
+
+def test_undo_recognises_a_policy_made_just_before_a_worker_died(two_user_job):
+    with aws_fault("CreatePolicy", WorkerDied(), after_call=True):
+        with pytest.raises(WorkerDied):
+            services.job_run(job_id=two_user_job.pk)
+    refusal = client_error("AccessDenied", "not authorized", "CreateUser")
+    with aws_fault("CreateUser", refusal):
+        services.job_run(job_id=two_user_job.pk)  # redelivered, then refused further on
+    two_user_job.refresh_from_db()
+    assert two_user_job.status == ProvisioningJob.FAILED
+    assert aws_state()["policies"] == ["SlipStreamUser-Policy"]
+
+    services.job_request_undo(job=two_user_job)
+    services.job_undo(job_id=two_user_job.pk)
+
+    assert aws_state()["policies"] == [] and aws_state()["groups"] == []

@@ -342,7 +342,7 @@ class AwsAccount:
     # Customer-managed policies
 
     def get_policy(self, policy_arn: str) -> dict | None:
-        """{"default_version_id", "document", "attachment_count"} or None."""
+        """{"default_version_id", "document", "attachment_count", "tags"} or None."""
         found = self._exists("iam", "get_policy", "read the SlipStream policy", PolicyArn=policy_arn)
         if found is None:
             return None
@@ -351,6 +351,7 @@ class AwsAccount:
             "default_version_id": default_version_id,
             "document": self.policy_version_document(policy_arn, default_version_id),
             "attachment_count": found["Policy"].get("AttachmentCount", 0),
+            "tags": {tag["Key"]: tag["Value"] for tag in found["Policy"].get("Tags", [])},
         }
 
     def policy_version_document(self, policy_arn: str, version_id: str) -> dict:
@@ -366,7 +367,9 @@ class AwsAccount:
             document = json.loads(unquote(document))
         return document
 
-    def create_policy(self, name: str, *, description: str, document: dict, path: str) -> str:
+    def create_policy(
+        self, name: str, *, description: str, document: dict, path: str, tags: dict[str, str] | None = None
+    ) -> str:
         return self._call(
             "iam",
             "create_policy",
@@ -375,6 +378,7 @@ class AwsAccount:
             Path=path,
             Description=description,
             PolicyDocument=json.dumps(document),
+            Tags=[{"Key": key, "Value": value} for key, value in (tags or {}).items()],
         )["Policy"]["Arn"]
 
     def policy_versions(self, policy_arn: str) -> list[dict]:

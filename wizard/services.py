@@ -283,7 +283,7 @@ def job_run(*, job_id: int, last_attempt: bool = True) -> None:
     except aws.RetryableAwsError as error:
         if not last_attempt:
             if step is not None:
-                _step_mark(step, JobStep.RUNNING, detail=error.message)
+                _step_mark(step, JobStep.RUNNING, detail="AWS is busy; trying again in a few seconds.")
             raise
         _job_fail(job, step, error.message)
     except aws.AwsError as error:
@@ -299,8 +299,14 @@ def _step_mark(step: JobStep, state: str, *, detail: str = "") -> None:
     step.save(update_fields=["state", "detail", "updated_at"])
 
 
+def _step_undone(step: JobStep) -> None:
+    """Mark a step as reverted by Undo; one that never ran stays as it was."""
+    if step.state != JobStep.PENDING:
+        _step_mark(step, JobStep.UNDONE)
+
+
 def _step_record(step: JobStep, **changes) -> None:
-    """Write-ahead: note what we are about to change before asking AWS to change it."""
+    """Note what this run changed in AWS, for Undo."""
     step.changes = {**step.changes, **changes}
     step.save(update_fields=["changes", "updated_at"])
 
@@ -331,14 +337,34 @@ def _job_succeed(job: ProvisioningJob) -> None:
     logger.info("Job %s succeeded: %d users in account %s.", job.code, len(job.usernames), job.account.account_id)
 
 
+# Each step looks at AWS before acting, so running it again changes nothing twice. It records a
+# change only once AWS confirms it; what a crash leaves unrecorded is recognised on the next run by
+# this job's tag (users, policy) or is left in place by Undo rather than risk removing something
+# that is not ours (a group, an attachment).
+
+
+def _job_tags(job: ProvisioningJob) -> dict[str, str]:
+    return {
+        MANAGED_BY_TAG[0]: MANAGED_BY_TAG[1],
+        JOB_TAG: str(job.code),
+        REQUESTED_BY_TAG: job.created_by.get_username(),
+    }
+
+
 def _ensure_policy(account: aws.AwsAccount, job: ProvisioningJob, step: JobStep) -> None:
     existing = account.get_policy(job.policy_arn)
     if existing is None:
-        _step_record(step, created=True)
         account.create_policy(
-            job.policy_name, description=DEFAULT_POLICY_DESCRIPTION, document=job.policy_document, path=POLICY_PATH
+            job.policy_name,
+            description=DEFAULT_POLICY_DESCRIPTION,
+            document=job.policy_document,
+            path=POLICY_PATH,
+            tags=_job_tags(job),
         )
+        _step_record(step, created=True)
         return
+    if existing["tags"].get(JOB_TAG) == str(job.code):
+        _step_record(step, created=True)
     if existing["document"] == job.policy_document:
         return
     # Same name, different document: add a version and make it the default. IAM keeps at most
@@ -347,6 +373,7 @@ def _ensure_policy(account: aws.AwsAccount, job: ProvisioningJob, step: JobStep)
     if len(versions) >= MAX_POLICY_VERSIONS:
         oldest = next(version for version in versions if not version["is_default"])
         account.delete_policy_version(job.policy_arn, oldest["version_id"])
+    # Restoring the previous default is always safe, so it is noted before the change.
     _step_record(step, previous_default=existing["default_version_id"])
     version_id = account.create_policy_version(job.policy_arn, job.policy_document)
     _step_record(step, version_id=version_id)
@@ -354,35 +381,27 @@ def _ensure_policy(account: aws.AwsAccount, job: ProvisioningJob, step: JobStep)
 
 def _ensure_group(account: aws.AwsAccount, job: ProvisioningJob, step: JobStep) -> None:
     if not account.group_exists(job.group_name):
-        _step_record(step, created=True)
         account.create_group(job.group_name, path=GROUP_PATH)
+        _step_record(step, created=True)
 
 
 def _ensure_group_policy(account: aws.AwsAccount, job: ProvisioningJob, step: JobStep) -> None:
     if job.policy_arn not in account.group_policy_arns(job.group_name):
-        _step_record(step, attached=True)
         account.attach_group_policy(job.group_name, job.policy_arn)
+        _step_record(step, attached=True)
 
 
 def _ensure_user(account: aws.AwsAccount, job: ProvisioningJob, step: JobStep) -> None:
     username = step.target
     user = account.get_user(username)
     if user is None:
-        _step_record(step, created=True)
-        user = account.create_user(
-            username,
-            path=USER_PATH,
-            tags={
-                MANAGED_BY_TAG[0]: MANAGED_BY_TAG[1],
-                JOB_TAG: str(job.code),
-                REQUESTED_BY_TAG: job.created_by.get_username(),
-            },
-        )
+        user = account.create_user(username, path=USER_PATH, tags=_job_tags(job))
     elif user["tags"].get(JOB_TAG) != str(job.code):
         raise aws.AwsError(
             f"An IAM user named {username} already exists and was not created by this run, so it was left "
             "alone. Undo this run and choose another name."
         )
+    _step_record(step, created=True)
     ProvisionedUser.objects.update_or_create(
         account=job.account,
         username=username,
@@ -401,10 +420,8 @@ def _ensure_user_access(account: aws.AwsAccount, job: ProvisioningJob, step: Job
     username = step.target
     if job.attach_via_group:
         if job.group_name not in account.user_group_names(username):
-            _step_record(step, added_to_group=True)
             account.add_user_to_group(username, job.group_name)
     elif job.policy_arn not in account.user_policy_arns(username):
-        _step_record(step, attached=True)
         account.attach_user_policy(username, job.policy_arn)
 
 
@@ -486,31 +503,35 @@ def job_undo(*, job_id: int) -> None:
         account = _admin_aws(job.credential)
         for username in job.usernames:
             user_step = steps[(JobStep.USER, username)]
-            if not user_step.changes.get("created"):
+            user = account.get_user(username)
+            if user is None or user["tags"].get(JOB_TAG) != str(job.code):
+                # Not made by this run (or already gone): never touch it.
+                _step_undone(user_step)
                 continue
             for access_key_id in account.access_key_ids(username):
                 account.delete_access_key(username, access_key_id)
             AccessKey.objects.filter(user__job=job, user__username=username).update(
                 deleted_at=timezone.now(), secret_ciphertext=None
             )
-            _step_mark(steps[(JobStep.KEY, username)], JobStep.UNDONE)
+            _step_undone(steps[(JobStep.KEY, username)])
             if job.attach_via_group:
                 account.remove_user_from_group(username, job.group_name)
             else:
                 account.detach_user_policy(username, job.policy_arn)
-            _step_mark(steps[(JobStep.USER_ACCESS, username)], JobStep.UNDONE)
+            _step_undone(steps[(JobStep.USER_ACCESS, username)])
             account.delete_user(username)
             ProvisionedUser.objects.filter(job=job, username=username, deleted_at__isnull=True).update(
                 deleted_at=timezone.now()
             )
-            _step_mark(user_step, JobStep.UNDONE)
+            _step_undone(user_step)
         if job.attach_via_group:
-            if steps[(JobStep.GROUP_POLICY, job.group_name)].changes.get("attached"):
+            group_created = steps[(JobStep.GROUP, job.group_name)].changes.get("created")
+            if group_created or steps[(JobStep.GROUP_POLICY, job.group_name)].changes.get("attached"):
                 account.detach_group_policy(job.group_name, job.policy_arn)
-            _step_mark(steps[(JobStep.GROUP_POLICY, job.group_name)], JobStep.UNDONE)
-            if steps[(JobStep.GROUP, job.group_name)].changes.get("created"):
+            _step_undone(steps[(JobStep.GROUP_POLICY, job.group_name)])
+            if group_created:
                 account.delete_group(job.group_name)
-            _step_mark(steps[(JobStep.GROUP, job.group_name)], JobStep.UNDONE)
+            _step_undone(steps[(JobStep.GROUP, job.group_name)])
         policy_changes = steps[(JobStep.POLICY, job.policy_name)].changes
         if policy_changes.get("created"):
             account.delete_policy(job.policy_arn)
@@ -518,8 +539,8 @@ def job_undo(*, job_id: int) -> None:
             account.set_default_policy_version(job.policy_arn, policy_changes["previous_default"])
             if policy_changes.get("version_id"):
                 account.delete_policy_version(job.policy_arn, policy_changes["version_id"])
-        _step_mark(steps[(JobStep.POLICY, job.policy_name)], JobStep.UNDONE)
-        _step_mark(steps[(JobStep.VERIFY, "")], JobStep.UNDONE)
+        _step_undone(steps[(JobStep.POLICY, job.policy_name)])
+        _step_undone(steps[(JobStep.VERIFY, "")])
     except aws.AwsError as error:
         ProvisioningJob.objects.filter(pk=job.pk).update(
             status=ProvisioningJob.FAILED, error=f"Undo stopped: {error.message}"
