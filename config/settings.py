@@ -223,6 +223,8 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+DEFAULT_EXCEPTION_REPORTER_FILTER = "wizard.redaction.SecretSafeExceptionReporterFilter"
+
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,

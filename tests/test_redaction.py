@@ -106,3 +106,49 @@ def test_it_redacts_botocore_logging_a_real_create_access_key_call(caplog, moto_
 
     assert any("CreateAccessKeyResponse" in record.getMessage() for record in caplog.records)
     assert secret not in caplog.text
+
+
+@pytest.mark.django_db
+def test_the_debug_error_page_shows_no_secret(client, alice, admin_credentials, settings):
+    """An unexpected crash while checking credentials, with DEBUG on as under `make run`."""
+    from tests.aws_faults import aws_fault
+
+    settings.DEBUG = True
+    client.raise_request_exception = False
+    client.force_login(alice)
+    client.get("/wizard/")
+    with aws_fault("GetAccountSummary", RuntimeError("unexpected")):
+        response = client.post(
+            "/wizard/",
+            {
+                "provision_wizard-current_step": "credentials",
+                "credentials-access_key_id": admin_credentials.access_key_id,
+                "credentials-secret_access_key": admin_credentials.secret_access_key,
+            },
+        )
+    page = response.content.decode()
+    assert response.status_code == 500
+    assert "RuntimeError" in page, "the technical error page was rendered"
+    assert admin_credentials.secret_access_key not in page
+
+
+@pytest.mark.django_db
+def test_a_crash_in_production_shows_a_plain_page(client, alice, admin_credentials, settings):
+    from tests.aws_faults import aws_fault
+
+    settings.DEBUG = False
+    client.raise_request_exception = False
+    client.force_login(alice)
+    client.get("/wizard/")
+    with aws_fault("GetAccountSummary", RuntimeError("unexpected")):
+        response = client.post(
+            "/wizard/",
+            {
+                "provision_wizard-current_step": "credentials",
+                "credentials-access_key_id": admin_credentials.access_key_id,
+                "credentials-secret_access_key": admin_credentials.secret_access_key,
+            },
+        )
+    page = response.content.decode()
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in page and "Traceback" not in page

@@ -1,4 +1,4 @@
-"""Keeps secrets out of log lines, whatever logs them.
+"""Keeps secrets out of log lines and error reports, whatever produces them.
 
 botocore at DEBUG prints whole request and response bodies (CreateAccessKey's response holds the
 new secret) and canonical requests (which hold a session token). A log-record factory sees every
@@ -7,6 +7,8 @@ record of every logger, so it redacts before any handler, test capture included,
 
 import logging
 import re
+
+from django.views.debug import SafeExceptionReporterFilter
 
 _PATTERNS = [
     # XML and JSON bodies
@@ -52,3 +54,18 @@ def _redacting_factory(*args, **kwargs) -> logging.LogRecord:
 def install() -> None:
     if logging.getLogRecordFactory() is not _redacting_factory:
         logging.setLogRecordFactory(_redacting_factory)
+
+
+class SecretSafeExceptionReporterFilter(SafeExceptionReporterFilter):
+    """Error pages (DEBUG) and error reports show no local variables at all.
+
+    Secrets pass through many frames that are not ours (botocore's signer holds the secret key in a
+    local variable), so marking our own functions with @sensitive_variables would not be enough.
+    Django cleanses only when DEBUG is off; this cleanses always, since `make run` runs with DEBUG on.
+    """
+
+    def is_active(self, request) -> bool:
+        return True
+
+    def get_traceback_frame_variables(self, request, tb_frame):
+        return [(name, self.cleansed_substitute) for name in tb_frame.f_locals]
