@@ -263,8 +263,8 @@ def job_request_undo(*, job: ProvisioningJob) -> bool:
 
 
 def job_run(*, job_id: int, last_attempt: bool = True) -> None:
-    """Run (or resume) a job's pending steps. Each step checks AWS before acting and records
-    what it changes before it changes it, so running it twice creates nothing twice."""
+    """Run (or resume) a job's unfinished steps. A retried or redelivered task comes back here and
+    carries on: each step checks AWS before acting, so nothing is created twice."""
     claimed = ProvisioningJob.objects.filter(
         pk=job_id, status__in=[ProvisioningJob.PENDING, ProvisioningJob.RUNNING]
     ).update(status=ProvisioningJob.RUNNING)
