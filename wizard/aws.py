@@ -145,6 +145,14 @@ class AwsAccount:
         except (ClientError, BotoCoreError) as error:
             raise _translate(error, doing) from None
 
+    def _remove(self, service: str, operation: str, doing: str, **params) -> None:
+        """A removal that is done already when the thing is missing (so Undo can run twice)."""
+        try:
+            self._call(service, operation, doing, **params)
+        except AwsError as error:
+            if error.code != "NoSuchEntity":
+                raise
+
     def _exists(self, service: str, operation: str, doing: str, **params) -> dict | None:
         try:
             return self._call(service, operation, doing, **params)
@@ -211,11 +219,7 @@ class AwsAccount:
         return {"arn": user["Arn"], "user_id": user["UserId"], "path": user["Path"]}
 
     def delete_user(self, username: str) -> None:
-        try:
-            self._call("iam", "delete_user", f"delete the IAM user {username}", UserName=username)
-        except AwsError as error:
-            if error.code != "NoSuchEntity":
-                raise
+        self._remove("iam", "delete_user", f"delete the IAM user {username}", UserName=username)
 
     def user_group_names(self, username: str) -> list[str]:
         found = self._exists("iam", "list_groups_for_user", f"list the groups of {username}", UserName=username)
@@ -237,17 +241,13 @@ class AwsAccount:
         )
 
     def detach_user_policy(self, username: str, policy_arn: str) -> None:
-        try:
-            self._call(
-                "iam",
-                "detach_user_policy",
-                f"detach the policy from {username}",
-                UserName=username,
-                PolicyArn=policy_arn,
-            )
-        except AwsError as error:
-            if error.code != "NoSuchEntity":
-                raise
+        self._remove(
+            "iam",
+            "detach_user_policy",
+            f"detach the policy from {username}",
+            UserName=username,
+            PolicyArn=policy_arn,
+        )
 
     # Access keys
 
@@ -262,17 +262,13 @@ class AwsAccount:
         return NewAccessKey(access_key_id=key["AccessKeyId"], secret_access_key=key["SecretAccessKey"])
 
     def delete_access_key(self, username: str, access_key_id: str) -> None:
-        try:
-            self._call(
-                "iam",
-                "delete_access_key",
-                f"delete an access key of {username}",
-                UserName=username,
-                AccessKeyId=access_key_id,
-            )
-        except AwsError as error:
-            if error.code != "NoSuchEntity":
-                raise
+        self._remove(
+            "iam",
+            "delete_access_key",
+            f"delete an access key of {username}",
+            UserName=username,
+            AccessKeyId=access_key_id,
+        )
 
     # Groups
 
@@ -283,11 +279,7 @@ class AwsAccount:
         self._call("iam", "create_group", f"create the group {group_name}", GroupName=group_name, Path=path)
 
     def delete_group(self, group_name: str) -> None:
-        try:
-            self._call("iam", "delete_group", f"delete the group {group_name}", GroupName=group_name)
-        except AwsError as error:
-            if error.code != "NoSuchEntity":
-                raise
+        self._remove("iam", "delete_group", f"delete the group {group_name}", GroupName=group_name)
 
     def group_policy_arns(self, group_name: str) -> list[str]:
         found = self._exists(
@@ -305,17 +297,13 @@ class AwsAccount:
         )
 
     def detach_group_policy(self, group_name: str, policy_arn: str) -> None:
-        try:
-            self._call(
-                "iam",
-                "detach_group_policy",
-                f"detach the policy from the group {group_name}",
-                GroupName=group_name,
-                PolicyArn=policy_arn,
-            )
-        except AwsError as error:
-            if error.code != "NoSuchEntity":
-                raise
+        self._remove(
+            "iam",
+            "detach_group_policy",
+            f"detach the policy from the group {group_name}",
+            GroupName=group_name,
+            PolicyArn=policy_arn,
+        )
 
     def add_user_to_group(self, username: str, group_name: str) -> None:
         self._call(
@@ -327,17 +315,13 @@ class AwsAccount:
         )
 
     def remove_user_from_group(self, username: str, group_name: str) -> None:
-        try:
-            self._call(
-                "iam",
-                "remove_user_from_group",
-                f"remove {username} from the group {group_name}",
-                UserName=username,
-                GroupName=group_name,
-            )
-        except AwsError as error:
-            if error.code != "NoSuchEntity":
-                raise
+        self._remove(
+            "iam",
+            "remove_user_from_group",
+            f"remove {username} from the group {group_name}",
+            UserName=username,
+            GroupName=group_name,
+        )
 
     # Customer-managed policies
 
@@ -409,24 +393,16 @@ class AwsAccount:
         )
 
     def delete_policy_version(self, policy_arn: str, version_id: str) -> None:
-        try:
-            self._call(
-                "iam",
-                "delete_policy_version",
-                "delete an old version of the SlipStream policy",
-                PolicyArn=policy_arn,
-                VersionId=version_id,
-            )
-        except AwsError as error:
-            if error.code != "NoSuchEntity":
-                raise
+        self._remove(
+            "iam",
+            "delete_policy_version",
+            "delete an old version of the SlipStream policy",
+            PolicyArn=policy_arn,
+            VersionId=version_id,
+        )
 
     def delete_policy(self, policy_arn: str) -> None:
-        try:
-            self._call("iam", "delete_policy", "delete the SlipStream policy", PolicyArn=policy_arn)
-        except AwsError as error:
-            if error.code != "NoSuchEntity":
-                raise
+        self._remove("iam", "delete_policy", "delete the SlipStream policy", PolicyArn=policy_arn)
 
 
 def connect(credentials: Credentials) -> AwsAccount:
