@@ -108,24 +108,29 @@ def test_it_redacts_botocore_logging_a_real_create_access_key_call(caplog, moto_
     assert secret not in caplog.text
 
 
-@pytest.mark.django_db
-def test_the_debug_error_page_shows_no_secret(client, alice, admin_credentials, settings):
-    """An unexpected crash while checking credentials, with DEBUG on as under `make run`."""
+def crash_while_checking_credentials(client, user, credentials):
+    """POST the credentials step while AWS's client blows up in a way nothing of ours expects."""
     from tests.aws_faults import aws_fault
 
-    settings.DEBUG = True
     client.raise_request_exception = False
-    client.force_login(alice)
+    client.force_login(user)
     client.get("/wizard/")
     with aws_fault("GetAccountSummary", RuntimeError("unexpected")):
-        response = client.post(
+        return client.post(
             "/wizard/",
             {
                 "provision_wizard-current_step": "credentials",
-                "credentials-access_key_id": admin_credentials.access_key_id,
-                "credentials-secret_access_key": admin_credentials.secret_access_key,
+                "credentials-access_key_id": credentials.access_key_id,
+                "credentials-secret_access_key": credentials.secret_access_key,
             },
         )
+
+
+@pytest.mark.django_db
+def test_the_debug_error_page_shows_no_secret(client, alice, admin_credentials, settings):
+    """With DEBUG on, as under `make run`."""
+    settings.DEBUG = True
+    response = crash_while_checking_credentials(client, alice, admin_credentials)
     page = response.content.decode()
     assert response.status_code == 500
     assert "RuntimeError" in page, "the technical error page was rendered"
@@ -134,21 +139,8 @@ def test_the_debug_error_page_shows_no_secret(client, alice, admin_credentials, 
 
 @pytest.mark.django_db
 def test_a_crash_in_production_shows_a_plain_page(client, alice, admin_credentials, settings):
-    from tests.aws_faults import aws_fault
-
     settings.DEBUG = False
-    client.raise_request_exception = False
-    client.force_login(alice)
-    client.get("/wizard/")
-    with aws_fault("GetAccountSummary", RuntimeError("unexpected")):
-        response = client.post(
-            "/wizard/",
-            {
-                "provision_wizard-current_step": "credentials",
-                "credentials-access_key_id": admin_credentials.access_key_id,
-                "credentials-secret_access_key": admin_credentials.secret_access_key,
-            },
-        )
+    response = crash_while_checking_credentials(client, alice, admin_credentials)
     page = response.content.decode()
     assert response.status_code == 500
     assert "Something went wrong on our side" in page and "Traceback" not in page

@@ -236,29 +236,23 @@ def _enqueue(task_name: str, job_id: int) -> None:
 
 def job_retry(*, job: ProvisioningJob) -> bool:
     """Queue a failed job again; it resumes at the step that failed."""
-    with transaction.atomic():
-        if (
-            ProvisioningJob.objects.filter(pk=job.pk, status=ProvisioningJob.FAILED).update(
-                status=ProvisioningJob.PENDING, error=""
-            )
-            != 1
-        ):
-            return False
-        job.steps.filter(state=JobStep.FAILED).update(state=JobStep.PENDING, detail="")
-        _enqueue("provision", job.pk)
-    return True
+    return _job_requeue(job, status=ProvisioningJob.PENDING, task_name="provision", resume=True)
 
 
 def job_request_undo(*, job: ProvisioningJob) -> bool:
-    with transaction.atomic():
-        if (
-            ProvisioningJob.objects.filter(pk=job.pk, status=ProvisioningJob.FAILED).update(
-                status=ProvisioningJob.UNDOING, error=""
-            )
-            != 1
-        ):
-            return False
-        _enqueue("undo", job.pk)
+    """Queue the removal of what a failed job made."""
+    return _job_requeue(job, status=ProvisioningJob.UNDOING, task_name="undo", resume=False)
+
+
+@transaction.atomic
+def _job_requeue(job: ProvisioningJob, *, status: str, task_name: str, resume: bool) -> bool:
+    # Conditional update: a double click, or Retry and Undo pressed together, queues one task.
+    moved = ProvisioningJob.objects.filter(pk=job.pk, status=ProvisioningJob.FAILED).update(status=status, error="")
+    if moved != 1:
+        return False
+    if resume:
+        job.steps.filter(state=JobStep.FAILED).update(state=JobStep.PENDING, detail="")
+    _enqueue(task_name, job.pk)
     return True
 
 
