@@ -111,9 +111,8 @@ class UsersForm(forms.Form):
         self.credential = credential
 
     def clean_usernames(self) -> list[str]:
+        # Never empty: the field strips its value, so blank input fails as "required" before this.
         names = [line.strip() for line in self.cleaned_data["usernames"].splitlines() if line.strip()]
-        if not names:
-            raise ValidationError("Enter at least one username.")
         problems = []
         for name in names:
             if "," in name:

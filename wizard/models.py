@@ -105,7 +105,8 @@ class JobStep(models.Model):
     label = models.CharField(max_length=255)
     state = models.CharField(max_length=16, default=PENDING)
     detail = models.TextField(blank=True)
-    # What this run changed, for Undo: e.g. {"created": true} or {"version_id": "v3", "previous": "v2"}.
+    # What this run changed, for Undo: e.g. {"created": true} or {"version_id": "v3", "previous_default": "v2"}.
+    # Users need no entry: they carry this job's tag.
     changes = models.JSONField(default=dict)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -395,7 +395,6 @@ def _ensure_user(account: aws.AwsAccount, job: ProvisioningJob, step: JobStep) -
             f"An IAM user named {username} already exists and was not created by this run, so it was left "
             "alone. Undo this run and choose another name."
         )
-    _step_record(step, created=True)
     ProvisionedUser.objects.update_or_create(
         account=job.account,
         username=username,
